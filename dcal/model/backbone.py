@@ -1,0 +1,107 @@
+"""Create a timm ViT/DeiT backbone with weights from the hub, a local file, or none.
+
+Position embeddings are resampled to the requested input size by timm's own
+checkpoint filter, so a 224 px checkpoint serves a 448 px model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import timm
+import torch
+from timm.models.vision_transformer import Block, VisionTransformer, checkpoint_filter_fn
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a weights file without unpickling arbitrary objects."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    # Training checkpoints often nest the weights one level down.
+    for key in ("state_dict", "model", "model_ema"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    return state
+
+
+def load_backbone_weights(model: VisionTransformer, path: str | os.PathLike) -> None:
+    """Load a local .safetensors/.pth file into ``model``, resampling position embeddings.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file does not hold weights for this architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ValueError(f"backbone weights file {path} must end in one of {', '.join(WEIGHT_SUFFIXES)}")
+    try:
+        state = _load_state_dict(path)
+    except Exception as exc:  # safetensors and torch raise several types for corrupt files
+        raise ValueError(f"could not read backbone weights from {path}: {exc}") from exc
+    state = checkpoint_filter_fn(state, model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # The classifier is removed (num_classes=0), so its keys are expected leftovers.
+    unexpected = [k for k in unexpected if not k.startswith("head.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"weights in {path} do not match {type(model).__name__}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}; check that the file was "
+            "saved from the same timm architecture"
+        )
+    logger.info("loaded backbone weights from %s", path)
+
+
+def create_backbone(
+    name: str,
+    img_size: int,
+    weights: str = "none",
+    drop_path_rate: float = 0.0,
+) -> VisionTransformer:
+    """Build a timm ViT or DeiT without its classifier.
+
+    Args:
+        name: timm model name, for example ``vit_base_patch16_224`` or ``deit_tiny_patch16_224``.
+        img_size: square input size in pixels; position embeddings are resampled to it.
+        weights: ``"none"`` for random initialisation, ``"timm"`` for timm's
+            pretrained weights from the Hugging Face hub, or a path to a local
+            .safetensors/.pth file.
+        drop_path_rate: stochastic depth rate over the blocks.
+
+    Raises:
+        ValueError: the name is not a plain timm ViT, or hub weights cannot be fetched.
+        FileNotFoundError: a weights file does not exist.
+    """
+    if name not in timm.list_models():
+        raise ValueError(f"unknown timm model {name!r}; list ViTs with timm.list_models('vit_*')")
+    kwargs = dict(num_classes=0, img_size=img_size, drop_path_rate=drop_path_rate, dynamic_img_size=False)
+    if weights == "timm":
+        try:
+            model = timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as exc:  # huggingface_hub raises many types when offline
+            raise ValueError(
+                f"could not fetch pretrained weights for {name} from the hub ({type(exc).__name__}: {exc}). "
+                "Offline, download the timm weights elsewhere and pass the .safetensors or .pth file "
+                "as the weights (for example --weights /path/model.safetensors), or use --weights none"
+            ) from exc
+    else:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        if weights not in ("none", "", None):
+            load_backbone_weights(model, weights)
+
+    if not isinstance(model, VisionTransformer) or not all(type(b) is Block for b in model.blocks):
+        raise ValueError(f"{name} is not a plain timm VisionTransformer with standard blocks; DCAL needs one")
+    if model.global_pool != "token" or model.num_prefix_tokens != 1:
+        raise ValueError(f"{name} must use a single class token (got global_pool={model.global_pool!r}, "
+                         f"{model.num_prefix_tokens} prefix tokens)")
+    return model
