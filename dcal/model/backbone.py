@@ -67,6 +67,7 @@ def create_backbone(
     img_size: int,
     weights: str = "none",
     drop_path_rate: float = 0.0,
+    depth: int | None = None,
 ) -> VisionTransformer:
     """Build a timm ViT or DeiT without its classifier.
 
@@ -77,6 +78,7 @@ def create_backbone(
             pretrained weights from the Hugging Face hub, or a path to a local
             .safetensors/.pth file.
         drop_path_rate: stochastic depth rate over the blocks.
+        depth: number of blocks, to build a shallower variant; None keeps timm's depth.
 
     Raises:
         ValueError: the name is not a plain timm ViT, or hub weights cannot be fetched.
@@ -85,6 +87,8 @@ def create_backbone(
     if name not in timm.list_models():
         raise ValueError(f"unknown timm model {name!r}; list ViTs with timm.list_models('vit_*')")
     kwargs = dict(num_classes=0, img_size=img_size, drop_path_rate=drop_path_rate, dynamic_img_size=False)
+    if depth is not None:
+        kwargs["depth"] = depth
     if weights == "timm":
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)

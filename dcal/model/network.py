@@ -37,6 +37,7 @@ class DCALConfig:
 
     backbone: str = "vit_base_patch16_224"
     img_size: int = 224  # square input, pixels
+    depth: int | None = None  # number of ViT blocks; None keeps the timm model's own depth
     weights: str = "none"  # "none", "timm" (hub) or a local .safetensors/.pth path; only used at creation
     glca_blocks: int = 1  # M; 0 disables GLCA
     local_ratio: float = 0.15  # R: share of patch tokens used as GLCA queries
@@ -75,7 +76,8 @@ class DCALModel(nn.Module):
 
     def __init__(self, config: DCALConfig):
         super().__init__()
-        self.backbone = create_backbone(config.backbone, config.img_size, config.weights, config.drop_path_rate)
+        self.backbone = create_backbone(config.backbone, config.img_size, config.weights,
+                                        config.drop_path_rate, config.depth)
         pretrained = self.backbone.pretrained_cfg
         if not config.mean:
             config.mean = tuple(pretrained.get("mean", (0.5, 0.5, 0.5)))
@@ -216,10 +218,22 @@ class DCALModel(nn.Module):
         """Return same-person logits (B,) for embedding pairs; symmetric in a and b."""
         return self.head(a, b)
 
-    def forward(self, images: torch.Tensor, partner: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Training forward: embeddings, identity logits per branch and the neck features."""
+    def forward(self, images: torch.Tensor, partner: torch.Tensor | None = None,
+                pairs: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Training forward: embeddings, identity logits per branch and the neck features.
+
+        Args:
+            images: (B, 3, S, S) batch.
+            partner: (B,) index of each image's PWCA distractor in the batch; None skips PWCA.
+            pairs: (left, right) index tensors (P,) of in-batch pairs to score with
+                the verification head; their logits come back as ``pair_logits``.
+                Scoring inside ``forward`` keeps the head under DDP's gradient sync.
+        """
         feats = self.features(images, partner)
         out = {"embedding": self.embedding_from_features(feats, "sa+glca" if len(self.glca) else "sa")}
+        if pairs is not None:
+            left, right = pairs
+            out["pair_logits"] = self.head(out["embedding"][left], out["embedding"][right])
         sa = self.sa_neck(feats["sa"])
         out["sa_feature"] = sa
         if "sa" in self.classifiers:
