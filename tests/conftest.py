@@ -30,3 +30,34 @@ def lfw_images(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def lfw_twins(shared_data) -> Path:
     return shared_data / "lfw" / "twin_pairs_infor.json"
+
+
+# Identities of the small LFW subset: look-alike pairs from lfw/relatives.tsv
+# plus people with many images, so a few training steps see real positives.
+SUBSET_IDENTITIES = (
+    "Venus_Williams", "Serena_Williams", "Jeb_Bush", "George_W_Bush", "Michael_Schumacher",
+    "Ralf_Schumacher", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
+    "Ariel_Sharon", "Hugo_Chavez", "Junichiro_Koizumi", "Jean_Chretien", "John_Ashcroft",
+    "Jacques_Chirac", "Vladimir_Putin", "Tia_Mowry", "Tamara_Mowry", "Mary-Kate_Olsen", "Ashley_Olsen",
+)
+
+
+def make_lfw_subset(lfw_images: Path, dest: Path, identities=SUBSET_IDENTITIES, per_identity: int = 6) -> Path:
+    """Build a folder tree of symbolic links to a few LFW identities (no image is copied)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in identities:
+        source = lfw_images / name
+        if not source.is_dir():
+            continue
+        (dest / name).mkdir(exist_ok=True)
+        for image in sorted(source.iterdir())[:per_identity]:
+            link = dest / name / image.name
+            if not link.exists():
+                link.symlink_to(image)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def lfw_subset(lfw_images, tmp_path_factory) -> Path:
+    """A folder tree of 21 LFW identities (up to 6 images each), twins and relatives included."""
+    return make_lfw_subset(lfw_images, tmp_path_factory.mktemp("lfw_subset"))

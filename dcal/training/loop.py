@@ -51,6 +51,7 @@ class Progress:
     stale: int = 0  # validations since the best one
     mlflow_run_id: str | None = None
     history: list = field(default_factory=list)
+    losses: list = field(default_factory=list)  # (step, total, sa) per optimiser step of this process's run
 
 
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -155,7 +156,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "progress": {k: v for k, v in vars(self.progress).items() if k != "history"},
+            "progress": {k: v for k, v in vars(self.progress).items() if k not in ("history", "losses")},
             "history": self.progress.history,
         }
 
@@ -261,6 +262,7 @@ class Trainer:
     def _after_step(self, losses: dict, grad_norm: float, meter: dict) -> None:
         progress, cfg = self.progress, self.config
         total = dist_utils.all_reduce_mean(losses["total"].float()).item()
+        progress.losses.append((progress.step, total, float(losses["sa"].detach())))
         meter["loss_sum"] += total
         meter["n"] += 1
         if progress.step % cfg.log_every and progress.step != self.total_steps:
@@ -322,6 +324,17 @@ class Trainer:
             return True
         return False
 
+    def check_parameters_in_sync(self) -> bool:
+        """Compare a float64 checksum of every parameter across processes; log the result."""
+        with torch.no_grad():
+            checksum = sum(p.double().sum().item() * (i + 1) for i, p in enumerate(self.objective.parameters()))
+        sums = dist_utils.gather_object(checksum)
+        in_sync = all(s == sums[0] for s in sums)
+        if self.world_size > 1:
+            log = logger.info if in_sync else logger.error
+            log("parameters identical across %d processes: %s", self.world_size, in_sync)
+        return in_sync
+
     # -------------------------------------------------------------------- run
 
     def run(self) -> dict:
@@ -342,8 +355,10 @@ class Trainer:
                     self.save_last()
                 if last or stop:
                     break
+            in_sync = self.check_parameters_in_sync()
             status = "FINISHED"
-            return {"best_eer": progress.best_eer, "steps": progress.step, "history": progress.history}
+            return {"best_eer": progress.best_eer, "steps": progress.step, "history": progress.history,
+                    "losses": progress.losses, "parameters_in_sync": in_sync}
         finally:
             if self.tracker is not None:
                 self.tracker.finish(status)
