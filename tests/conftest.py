@@ -61,3 +61,24 @@ def make_lfw_subset(lfw_images: Path, dest: Path, identities=SUBSET_IDENTITIES, 
 def lfw_subset(lfw_images, tmp_path_factory) -> Path:
     """A folder tree of 21 LFW identities (up to 6 images each), twins and relatives included."""
     return make_lfw_subset(lfw_images, tmp_path_factory.mktemp("lfw_subset"))
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(lfw_subset, lfw_twins, tmp_path_factory) -> Path:
+    """A checkpoint from a short real dcal-train run (tiny preset) on the LFW subset.
+
+    Its head and thresholds come from training, so tests that rank or decide
+    use a model that has seen real faces, not random weights.
+    """
+    import torch
+
+    from dcal.training.build import DataArgs
+    from dcal.training.config import resolve_config
+    from dcal.training.loop import Trainer
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    config = resolve_config("tiny", None, {"max_steps": 30, "img_size": 32, "batches_per_epoch": 10,
+                                           "base_lr": 3e-3, "seed": 0})
+    Trainer(config, DataArgs(str(lfw_subset), str(lfw_twins)), run_dir, torch.device("cpu"),
+            mlflow_uri=f"sqlite:///{run_dir.parent / 'mlflow.db'}").run()
+    return run_dir / "best"
