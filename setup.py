@@ -35,6 +35,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "dcal-data = cli.data:main",
+            "dcal-train = cli.train:main",
+            "dcal-eval = cli.eval:main",
         ],
     },
 )
