@@ -149,6 +149,61 @@ def pairs(data, twins, path_map, people, splits_path, split_name, out, max_posit
         click.echo(f"{kind}: {count}")
 
 
+@main.command(help="Split each identity's images into a gallery tree and a probe tree of symbolic links, "
+              "for enrolment and 1:N queries. " + DATA_ARGUMENT_HELP)
+@click.argument("data", type=click.Path(exists=True))
+@data_options
+@click.option("--gallery-dir", type=click.Path(file_okay=False), required=True,
+              help="Folder to create with one sub-folder of links per identity (the images to enroll).")
+@click.option("--probes-dir", type=click.Path(file_okay=False), required=True,
+              help="Folder to create with the held-out images, one sub-folder per identity.")
+@click.option("--probes-per-identity", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images held out as probes from each identity.")
+@click.option("--min-images", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Identities with fewer images are left out of both trees.")
+@click.option("--max-identities", type=click.IntRange(min=1), default=None,
+              help="Keep at most this many identities (the ones with most images first). Default: all.")
+@click.option("--keep-small", is_flag=True,
+              help="Put identities with too few images for a probe into the gallery whole (they can still be "
+                   "matched, and reported as someone's twin). Default: leave them out.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed choosing the held-out images.")
+@json_option
+def holdout(data, twins, path_map, people, gallery_dir, probes_dir, probes_per_identity, min_images,
+            max_identities, keep_small, seed, as_json):
+    import os
+    import random
+    from pathlib import Path
+
+    manifest = load_manifest_or_exit(data, twins, path_map, people, "none")
+    eligible = [i for i in manifest.identities() if len(manifest.images[i]) >= max(min_images, probes_per_identity + 1)]
+    eligible.sort(key=lambda i: (-len(manifest.images[i]), i))
+    if max_identities:
+        eligible = sorted(eligible[:max_identities])
+    if not eligible:
+        raise click.ClickException(f"no identity in {data} has {min_images} or more images; lower --min-images")
+    rng = random.Random(seed)
+    counts = {"identities": len(eligible), "gallery_images": 0, "probe_images": 0}
+    small = sorted(set(manifest.identities()) - set(eligible)) if keep_small and not max_identities else []
+    for identity in sorted(eligible + small):
+        images = sorted(manifest.images[identity])
+        probes = set(rng.sample(images, probes_per_identity)) if identity in eligible else set()
+        for path in images:
+            kind = "probe_images" if path in probes else "gallery_images"
+            folder = Path(probes_dir if path in probes else gallery_dir) / identity
+            folder.mkdir(parents=True, exist_ok=True)
+            link = folder / Path(path).name
+            if not link.exists():
+                os.symlink(os.path.abspath(path), link)
+            counts[kind] += 1
+    counts["gallery_only_identities"] = len(small)
+    if as_json:
+        echo_json({**counts, "gallery_dir": gallery_dir, "probes_dir": probes_dir})
+        return
+    click.echo(f"{counts['identities']} identities with probes and {len(small)} gallery-only identities: "
+               f"{counts['gallery_images']} gallery images in {gallery_dir}, "
+               f"{counts['probe_images']} probes in {probes_dir}")
+
+
 def _print_report(report) -> None:
     per_identity = report.images_per_identity
     click.echo(f"source: {report.source}")
