@@ -71,6 +71,16 @@ def test_hub_weights_offline_fail_fast(monkeypatch):
     assert time.monotonic() - start < 10
 
 
+def test_hub_unreachable_fails_fast(monkeypatch):
+    """Without HF_HUB_OFFLINE, an unreachable hub is detected by one short connection attempt (loopback here)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="127.0.0.1:9 is unreachable"):
+        DCALModel(DCALConfig(backbone="vit_tiny_patch16_224", img_size=64, weights="timm"))
+    assert time.monotonic() - start < 10
+
+
 def test_missing_weights_file_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         make_model(weights=str(tmp_path / "nope.safetensors"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 
 import timm
@@ -16,6 +17,25 @@ from timm.models.vision_transformer import Block, VisionTransformer, checkpoint_
 logger = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
+    """Return why the Hugging Face hub cannot be reached, or None when it answers.
+
+    huggingface_hub retries for about a minute before giving up offline; one
+    TCP connection with a short timeout tells the same in seconds.
+    """
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{endpoint.hostname}:{port} is unreachable ({exc})"
+    return None
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -62,6 +82,24 @@ def load_backbone_weights(model: VisionTransformer, path: str | os.PathLike) -> 
     logger.info("loaded backbone weights from %s", path)
 
 
+def _in_hub_cache(name: str) -> bool:
+    """Whether timm's weights for ``name`` are already in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hf_hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
+        if not hf_hub_id:
+            return False
+        repo, _, revision = hf_hub_id.partition("@")
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            cached = try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(cached, str):
+                return True
+    except Exception:  # any lookup failure means "not cached"
+        return False
+    return False
+
+
 def create_backbone(
     name: str,
     img_size: int,
@@ -90,6 +128,13 @@ def create_backbone(
     if depth is not None:
         kwargs["depth"] = depth
     if weights == "timm":
+        reason = hub_unreachable_reason()
+        if reason is not None and not _in_hub_cache(name):
+            raise ValueError(
+                f"cannot fetch pretrained weights for {name}: {reason}. Download the timm weights elsewhere and "
+                "pass the .safetensors or .pth file as the weights (for example --weights /path/model.safetensors), "
+                "or use --weights none to start from random weights"
+            )
         try:
             model = timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:  # huggingface_hub raises many types when offline
