@@ -38,6 +38,10 @@ setup(
             "dcal-data = cli.data:main",
             "dcal-train = cli.train:main",
             "dcal-eval = cli.eval:main",
+            "dcal-enroll = cli.enroll:main",
+            "dcal-match = cli.match:main",
+            "dcal-verify = cli.verify:main",
+            "dcal-gallery = cli.gallery:main",
         ],
     },
 )
