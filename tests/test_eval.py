@@ -90,3 +90,18 @@ def test_eval_missing_lfw_files_named(trained_checkpoint, lfw_subset, tmp_path):
                                             "--protocol", "lfw-view2", "--out", str(tmp_path / "e")])
     assert result.exit_code == 1
     assert "pairs.txt" in result.output
+
+
+def test_eval_gallery_identification(trained_checkpoint, lfw_subset, lfw_twins, pairs_csv, tmp_path):
+    out = tmp_path / "eval"
+    result = invoke(["--checkpoint", trained_checkpoint, "--data", lfw_subset, "--twins", lfw_twins,
+                     "--pairs", pairs_csv, "--gallery-eval", "--out", out, "--json"])
+    assert result.exit_code == 0, result.output
+    gallery = json.loads((out / "metrics.json").read_text())["gallery"]
+    assert gallery["probes"] > 20
+    for scorer in ("cosine", "rescored"):
+        assert 0.0 <= gallery[scorer]["rank1"] <= gallery[scorer]["rank5"] <= 1.0
+        assert gallery[scorer]["map"] is not None
+    assert gallery["cosine"]["twin_probes"] > 0
+    assert (out / "gallery" / "gallery.db").is_file()
+    assert "Identification" in (out / "report.md").read_text()
