@@ -44,7 +44,7 @@ train_people="$lfw/peopleDevTrain.txt"
 test_people="$lfw/peopleDevTest.txt"
 if [ "$quick" = 1 ]; then
     # The 40 DevTrain people with the most images, in LFW's people-file format.
-    { echo 40; tail -n +2 "$lfw/peopleDevTrain.txt" | sort -k2,2nr | head -40; } > "$out/people_train_quick.txt"
+    { echo 40; tail -n +2 "$lfw/peopleDevTrain.txt" | sort -k2,2nr | awk "NR <= 40"; } > "$out/people_train_quick.txt"
     train_people="$out/people_train_quick.txt"
     train_args=(--preset tiny --max-steps 20)
     holdout_args=(--max-identities 30)
