@@ -86,7 +86,7 @@ PRESETS: dict[str, dict] = {
         backbone="vit_tiny_patch16_224", img_size=112, depth=6, weights="none",
         drop_path_rate=0.05, identities_per_batch=8, images_per_identity=4, accum_steps=1,
         epochs=12, warmup_epochs=1.0, base_lr=1e-3, weight_decay=0.05,
-        amp="bf16", patience=4, log_every=25, num_workers=1, max_val_pairs=600,
+        amp="bf16", patience=0, log_every=25, num_workers=1, max_val_pairs=600,
     ),
     # Seconds per run, for tests and smoke checks.
     "tiny": dict(
