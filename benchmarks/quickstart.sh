@@ -27,6 +27,7 @@ if [ ! -d "$lfw/images_deepfunneled" ]; then
 fi
 images="$lfw/images_deepfunneled"
 twins="$lfw/twin_pairs_infor.json"
+[ -f "$twins" ] || twins="$(cd "$(dirname "$0")/.." && pwd)/data/lfw_twin_pairs_infor.json"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 mkdir -p "$out"
 timings="$out/timings.tsv"
