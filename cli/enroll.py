@@ -21,7 +21,6 @@ from indexer import EnrollSummary, Gallery
 logger = logging.getLogger("dcal.enroll")
 
 # Data-check problems whose files are left out of the manifest; enrolment reports them as failed.
-_DROPPED_FILE_PROBLEMS = ("unreadable_files", "missing_files")
 
 
 @click.command(help="Enrol face images into a gallery. FOLDER is a folder with one sub-folder of images per "
@@ -101,25 +100,8 @@ def _open_or_create(gallery_dir: Path, checkpoint, device, batch_size, index_typ
 
 
 def _dropped_files(manifest) -> list[tuple[str, str]]:
-    """Return (path, reason) for files the data check left out of the manifest.
-
-    NOTE: the data report keeps only a few example files per problem. The
-    count of the others is logged, but their paths are not known here.
-    """
-    dropped = []
-    for problem in manifest.report.problems:
-        if problem.kind not in _DROPPED_FILE_PROBLEMS:
-            continue
-        for example in problem.examples:
-            if problem.kind == "unreadable_files":
-                path, _, reason = example.rpartition(": ")
-                dropped.append((path, reason))
-            else:
-                dropped.append((example, "file not found"))
-        if problem.count > len(problem.examples):
-            logger.warning("%d more files were left out (%s); see the warnings above",
-                           problem.count - len(problem.examples), problem.kind)
-    return dropped
+    """Return (path, reason) for every file the data check left out of the manifest."""
+    return list(manifest.skipped_files)
 
 
 def _print_summary(summary: EnrollSummary, gallery_dir: Path) -> None:

@@ -18,7 +18,7 @@ __all__ = ["EvalRequest", "build_pair_set", "evaluate_pairs", "write_outputs"]
 
 @dataclass
 class EvalRequest:
-    """Which pairs to score; exactly one source is set."""
+    """Pair source of an evaluation: exactly one of the CSV, the split or the protocol is set."""
 
     pairs_csv: Path | None = None
     split: str | None = None

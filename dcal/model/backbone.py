@@ -20,7 +20,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
-    """Return why the Hugging Face hub cannot be reached, or None when it answers.
+    """Return why the Hugging Face hub cannot be reached, or None when it accepts a connection.
 
     huggingface_hub retries for about a minute before giving up offline; one
     TCP connection with a short timeout tells the same in seconds.
@@ -83,7 +83,7 @@ def load_backbone_weights(model: VisionTransformer, path: str | os.PathLike) -> 
 
 
 def _in_hub_cache(name: str) -> bool:
-    """Whether timm's weights for ``name`` are already in the local Hugging Face cache."""
+    """Check whether timm's weights for ``name`` are already in the local Hugging Face cache."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
