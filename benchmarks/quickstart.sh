@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/quickstart.sh [--quick] [OUT]
 #
+# A finished training run already in OUT is reused; the other steps run again.
 # LFW comes from $DCAL_LFW (the folder holding images_deepfunneled/ and the
 # pair files), else $DCAL_TEST_DATA/lfw. --quick trains the tiny preset for a
 # few steps on 40 people and enrolls 30, for a smoke check in a few minutes;
@@ -31,7 +32,7 @@ twins="$lfw/twin_pairs_infor.json"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 mkdir -p "$out"
 timings="$out/timings.tsv"
-printf 'step\tseconds\n' > "$timings"
+[ -f "$timings" ] || printf 'step\tseconds\n' > "$timings"
 
 step() {  # step NAME COMMAND...: run, log stdout+stderr, record wall time
     local name="$1"; shift
@@ -57,8 +58,13 @@ else
 fi
 
 step 1-check dcal-data check "$images" --twins "$twins" --json
-step 2-train dcal-train --data "$images" --twins "$twins" --people "$train_people" --out "$out/run" \
-    "${train_args[@]}" --nproc-per-node 2 --device cpu
+# A finished training run in OUT is reused, so an interrupted quickstart picks up after it.
+if [ -f "$out/run/best/config.json" ]; then
+    echo "== 2-train: reusing $out/run" | tee -a "$out/quickstart.log"
+else
+    step 2-train dcal-train --data "$images" --twins "$twins" --people "$train_people" --out "$out/run" \
+        "${train_args[@]}" --nproc-per-node 2 --device cpu
+fi
 step 3-holdout dcal-data holdout "$images" --people "$test_people" --gallery-dir "$out/gallery_faces" \
     --probes-dir "$out/probes" "${holdout_args[@]}" --json
 step 4-enroll dcal-enroll "$out/gallery_faces" --gallery "$out/gallery" --checkpoint "$out/run" --twins "$twins" --json
