@@ -27,7 +27,7 @@ verify_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text. Default: text.")
 
 
-@click.group(help="Check face data sets, split them by identity and make evaluation pairs.")
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, help="Check face data sets, split them by identity and make evaluation pairs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages to stderr.")
 def main(verbose: bool) -> None:
     setup_logging(verbose)
@@ -174,6 +174,10 @@ def holdout(data, twins, path_map, people, gallery_dir, probes_dir, probes_per_i
     import random
     from pathlib import Path
 
+    for folder in (gallery_dir, probes_dir):
+        if os.path.isdir(folder) and os.listdir(folder):
+            raise click.BadParameter(f"{folder} is not empty; holdout writes fresh trees, so pass new folders "
+                                     "(an earlier split would mix its probes into the gallery)")
     manifest = load_manifest_or_exit(data, twins, path_map, people, "none")
     eligible = [i for i in manifest.identities() if len(manifest.images[i]) >= max(min_images, probes_per_identity + 1)]
     eligible.sort(key=lambda i: (-len(manifest.images[i]), i))

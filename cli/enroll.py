@@ -23,7 +23,7 @@ logger = logging.getLogger("dcal.enroll")
 # Data-check problems whose files are left out of the manifest; enrolment reports them as failed.
 
 
-@click.command(help="Enrol face images into a gallery. FOLDER is a folder with one sub-folder of images per "
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, help="Enrol face images into a gallery. FOLDER is a folder with one sub-folder of images per "
                "identity, or a dataset_infor.json file {identity: [image path, ...]}. Images already in the "
                "gallery (same sha256) are skipped. Exit status: 0 success, 1 some files failed (the others "
                "were enrolled), 2 usage error.")

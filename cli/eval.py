@@ -63,7 +63,8 @@ def _log_to_mlflow(embedder, metrics: dict) -> None:
               help="Also build a real gallery from the evaluated identities and report rank-1, rank-5 and mAP "
                    "with and without head re-scoring.")
 @click.option("--max-pairs", type=click.IntRange(min=1), default=3000, show_default=True,
-              help="Cap on positive pairs (split) and on added twin/look-alike pairs.")
+              help="Cap on positive pairs made from a split and on the twin/look-alike pairs added from --twins; "
+                   "LFW protocol and CSV pairs are always used in full.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for pair sampling.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto uses CUDA when a GPU is visible.")

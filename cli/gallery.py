@@ -10,7 +10,7 @@ from cli.gallery_common import gallery_errors, gallery_option, json_option, lock
 from indexer import Gallery
 
 
-@click.group(help="Inspect a face gallery or remove identities from it.")
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, help="Inspect a face gallery or remove identities from it.")
 @verbose_option
 def main(verbose: bool) -> None:
     setup_logging(verbose)

@@ -24,7 +24,7 @@ device_option = click.option(
     help="Device that runs the model: 'auto' uses a CUDA GPU when one is visible, else the CPU.")
 batch_size_option = click.option(
     "--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-    help="Images per forward pass (and, for enrolment, per database commit).")
+    help="Images per forward pass; dcal-enroll also commits to the gallery once per batch.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text. Default: text.")
 verbose_option = click.option("-v", "--verbose", is_flag=True, help="Log debug messages to stderr.")
 lock_timeout_option = click.option(

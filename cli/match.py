@@ -24,7 +24,7 @@ logger = logging.getLogger("dcal.match")
 TEXT_ROWS = 10
 
 
-@click.command(help="Identify face images (PROBE...) against a gallery. Prints the ranked identities, the "
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, help="Identify face images (PROBE...) against a gallery. Prints the ranked identities, the "
                "decision (an identity or 'unknown') and, when the top identity has an enrolled twin, the twin's "
                "score and margin. Exit status: 0 success, 1 some probe could not be read or a runtime error, "
                "2 usage error.")
@@ -35,7 +35,7 @@ TEXT_ROWS = 10
                    "Default: the checkpoint recorded in the gallery.")
 @click.option("--top-k", type=click.IntRange(min=1), default=50, show_default=True,
               help="Gallery images retrieved by FAISS per probe (and re-scored by the verification head).")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Minimum top score for a decision other than 'unknown': a same-person probability in [0, 1], "
                    "or a cosine similarity with --no-rescore. Default: the checkpoint's calibrated threshold "
                    "(0.5 when the checkpoint stores none).")
@@ -75,7 +75,8 @@ def main(probes, gallery_dir, checkpoint, top_k, threshold, twin_margin, no_resc
         else:
             _print_table(probe, answers[position])
     if errors:
-        click.echo(f"{len(errors)} of {len(probes)} probes could not be read; the others were answered.", err=True)
+        rest = "the others were answered" if len(errors) < len(probes) else "none was answered"
+        click.echo(f"{len(errors)} of {len(probes)} probes could not be read; {rest}.", err=True)
         sys.exit(1)
 
 

@@ -99,9 +99,9 @@ def _launch_torchrun(nproc: int) -> None:
               help="Stop after this many optimiser steps (extends or cuts the epochs). Default: no limit.")
 @click.option("--batch-size", type=click.IntRange(min=2),
               help="Images per process per step (P identities x K images). Default: from the preset.")
-@click.option("--images-per-identity", type=click.IntRange(min=1), help="K images per identity in a batch.")
-@click.option("--identities-per-batch", type=click.IntRange(min=2), help="P identities per batch.")
-@click.option("--accum-steps", type=click.IntRange(min=1), help="Gradient accumulation steps.")
+@click.option("--images-per-identity", type=click.IntRange(min=1), help="K images per identity in a batch. Default: from the preset.")
+@click.option("--identities-per-batch", type=click.IntRange(min=2), help="P identities per batch. Default: from the preset.")
+@click.option("--accum-steps", type=click.IntRange(min=1), help="Gradient accumulation steps. Default: from the preset.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
               help="Base learning rate for an effective batch of 64; scaled linearly. Default: preset.")
 @click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
@@ -112,16 +112,16 @@ def _launch_torchrun(nproc: int) -> None:
               help="Mixed precision: bf16 autocast, fp16 with a grad scaler (CUDA only), or off. Default: preset.")
 @click.option("--backbone", help="timm ViT/DeiT name, e.g. vit_base_patch16_224. Default: preset.")
 @click.option("--img-size", type=click.IntRange(min=16), help="Input size in pixels (square). Default: preset.")
-@click.option("--weights", help="Backbone weights: timm (hub), none (random) or a local .safetensors/.pth file.")
-@click.option("--glca-blocks", type=click.IntRange(min=0), help="GLCA blocks M (0 disables GLCA).")
+@click.option("--weights", help="Backbone weights: timm (hub), none (random) or a local .safetensors/.pth file. Default: from the preset.")
+@click.option("--glca-blocks", type=click.IntRange(min=0), help="GLCA blocks M (0 disables GLCA). Default: from the preset (1).")
 @click.option("--local-ratio", type=click.FloatRange(0, 1, min_open=True),
               help="R: share of patch tokens used as GLCA queries. Default 0.15.")
 @click.option("--pwca-blocks", type=click.IntRange(min=0), help="PWCA blocks T (0 disables PWCA). Default: all.")
-@click.option("--num-workers", type=click.IntRange(min=0), help="Image-decoding processes per training process.")
-@click.option("--patience", type=click.IntRange(min=0), help="Validations without improvement before stopping.")
+@click.option("--num-workers", type=click.IntRange(min=0), help="Image-decoding processes per training process. Default: from the preset.")
+@click.option("--patience", type=click.IntRange(min=0), help="Validations without EER improvement before stopping early; 0 never stops early. Default: from the preset.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0),
-              help="Also write last/ every N optimiser steps (0: only at epoch ends).")
-@click.option("--log-every", type=click.IntRange(min=1), help="Optimiser steps between progress lines.")
+              help="Also write last/ every N optimiser steps; 0 writes it only at epoch ends. Default: 0.")
+@click.option("--log-every", type=click.IntRange(min=1), help="Optimiser steps between progress lines. Default: from the preset.")
 @click.option("--seed", type=int, help="Random seed for splits, sampling and initialisation. Default 0.")
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last (model, optimiser, schedule, RNG).")
 @click.option("--mlflow-uri", help="MLflow tracking URI. Default: MLFLOW_TRACKING_URI, else sqlite:///RUN_DIR/mlflow.db.")
@@ -147,6 +147,11 @@ def main(**options):
         device = resolve_device(options["device"])
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    previous = [name for name in ("best", "last", "metrics.csv") if (options["run_dir"] / name).exists()]
+    if previous and not options["resume"] and not options["skip_data_check"]:
+        raise click.ClickException(f"{options['run_dir']} already holds a run ({', '.join(previous)}); pass --resume "
+                                   "to continue it, or choose a new --out folder (its best/ may have galleries built "
+                                   "from it)")
     if options["resume"] and not (options["run_dir"] / "last").exists() \
             and not (options["run_dir"] / "last.old").exists():
         raise click.ClickException(f"--resume: {options['run_dir'] / 'last'} does not exist; "

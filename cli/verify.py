@@ -13,7 +13,7 @@ from cli.common import echo_json, setup_logging
 from cli.gallery_common import device_option, load_embedder, verbose_option
 
 
-@click.command(help="Print the same-person probability of face images A and B (from the verification head), "
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, help="Print the same-person probability of face images A and B (from the verification head), "
                "the decision at the threshold and their cosine similarity. Exit status: 0 success, 1 an image "
                "or the checkpoint cannot be read, 2 usage error.")
 @click.argument("image_a", metavar="A", type=click.Path(dir_okay=False))

@@ -27,7 +27,7 @@ from .enrollment import EnrollSummary, PendingImage, drop_enrolled, enrolment_it
 from .index import (IndexConfig, build_index, index_file_name, index_file_state, index_kind, ivf_nlist,
                     load_index, save_index, search, to_search_device)
 from .lock import WriteLock
-from .matching import (MatchResult, decide, default_threshold, rank_identities, score_hits, score_vectors,
+from .matching import (IdentityCandidate, MatchResult, decide, default_threshold, rank_identities, score_hits, score_vectors,
                        twin_report)
 from .store import DB_FILE, GalleryNotFoundError, GalleryStore, ImageRecord
 
@@ -453,21 +453,47 @@ class Gallery:
                 hits = score_hits(xq[row], D[row], I[row], records, vectors, embedder, rescore)
                 candidates = rank_identities(hits)
                 result = MatchResult(decide(candidates, threshold), threshold, rescore, candidates, hits)
-                top = result.top
-                if top is not None and twins.get(top.identity):
-                    scores = {name: self._identity_score(xq[row], name, embedder, rescore)
-                              for name in twins[top.identity]}
-                    result.twin = twin_report(top, scores, twin_margin)
+                if result.top is not None and twins.get(result.top.identity):
+                    self._settle_twins(result, xq[row], twins, embedder, threshold, twin_margin)
                 results.append(result)
             return results
         finally:
             self.store.end_snapshot()
 
-    def _identity_score(self, q: np.ndarray, identity: str, embedder, rescore: bool) -> float:
-        """Return the best score of ``identity``'s enrolled images against probe q."""
-        _, xb = self.store.embeddings(self.store.image_ids_of(identity))
-        _, scores = score_vectors(q, xb, embedder, rescore)
-        return float(np.max(scores))
+    def _identity_best(self, q: np.ndarray, identity: str, embedder, rescore: bool) -> IdentityCandidate | None:
+        """Score every enrolled image of ``identity`` against probe q; return its best one."""
+        ids, xb = self.store.embeddings(self.store.image_ids_of(identity))
+        if not len(ids):
+            return None
+        cosines, scores = score_vectors(q, xb, embedder, rescore)
+        best = int(np.argmax(scores))
+        image_id = int(ids[best])
+        path = self.store.records([image_id])[image_id].path
+        return IdentityCandidate(identity, float(scores[best]), float(cosines[best]), path, image_id)
+
+    def _settle_twins(self, result: MatchResult, q: np.ndarray, twins: dict[str, list[str]], embedder,
+                      threshold: float, twin_margin: float) -> None:
+        """Score the top identity and its enrolled twins over all their images, re-rank, then report the twin.
+
+        The shortlist may hold only some of a twin's images, so without this a
+        twin could score higher in the report than the identity it lost to.
+        """
+        scored: dict[str, IdentityCandidate] = {}
+        for _ in range(2):  # a second pass when a twin takes the top place
+            top = result.candidates[0].identity
+            for name in [top, *twins.get(top, [])]:
+                if name not in scored:
+                    best = self._identity_best(q, name, embedder, result.rescored)
+                    if best is not None:
+                        scored[name] = best
+            others = [c for c in result.candidates if c.identity not in scored]
+            result.candidates = sorted(others + list(scored.values()), key=lambda c: (-c.score, c.identity))
+            if result.candidates[0].identity == top:
+                break
+        result.decision = decide(result.candidates, threshold)
+        top = result.candidates[0]
+        result.twin = twin_report(top, {name: scored[name].score for name in twins.get(top.identity, [])
+                                        if name in scored}, twin_margin)
 
     def _enrolled_twins(self) -> dict[str, list[str]]:
         """Return identity -> its enrolled twins, for links whose two identities are both enrolled."""

@@ -272,3 +272,21 @@ def test_enrolment_survives_sigkill(tmp_path, lfw_images, checkpoint, embedder):
     assert vectors[folder].keys() == vectors[clean].keys()
     for sha256, vector in vectors[clean].items():
         np.testing.assert_allclose(vectors[folder][sha256], vector, atol=1e-4)
+
+
+def test_twin_report_agrees_with_ranking(embedder, lfw_subset, lfw_twins, tmp_path):
+    """The twin is scored over all its images, so it can never outscore the identity it is reported under."""
+    from dcal.data.manifest import load_manifest
+
+    manifest = load_manifest(str(lfw_subset), twins=str(lfw_twins), verify_images="none")
+    gallery = Gallery.create(tmp_path / "g", embedder.fingerprint, embedder.embedding_size, embedder.config["path"])
+    gallery.enroll(manifest, embedder)
+    probes = [manifest.images[name][0] for name in ("Venus_Williams", "Serena_Williams", "Jeb_Bush", "Colin_Powell")]
+    xq, _ = embedder.embed_all(probes)
+    for top_k in (3, 50):
+        for result in gallery.match(xq, embedder, top_k=top_k):
+            if result.twin is None:
+                continue
+            assert result.twin.score <= result.candidates[0].score
+            assert result.twin.margin >= 0.0
+    gallery.close()

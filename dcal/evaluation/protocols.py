@@ -47,17 +47,38 @@ def find_lfw_file(data: Path, name: str, lfw_dir: Path | None) -> Path:
                             "pass --lfw-dir with the folder that holds pairs.txt and pairsDevTest.txt")
 
 
+def drop_missing_images(pairs: pd.DataFrame, images_root: Path) -> pd.DataFrame:
+    """Leave out pairs whose image files are not under ``images_root``, with one warning.
+
+    Raises:
+        ValueError: no pair, or no pair of one class, is left.
+    """
+    exists = {p: Path(p).is_file() for p in set(pairs["path_a"]) | set(pairs["path_b"])}
+    keep = pairs["path_a"].map(exists) & pairs["path_b"].map(exists)
+    if not keep.all():
+        logger.warning("%d of %d LFW protocol pairs name images missing from %s and are left out; "
+                       "point --data at the full images_deepfunneled folder", int((~keep).sum()), len(pairs),
+                       images_root)
+    kept = pairs[keep]
+    if kept["label"].nunique() < 2:
+        raise ValueError(f"only {len(kept)} of {len(pairs)} LFW protocol pairs have both images in {images_root}, "
+                         "too few for both classes; point --data at the full images_deepfunneled folder")
+    return kept.reset_index(drop=True)
+
+
 def lfw_pairs(protocol: str, images_root: Path, lfw_dir: Path | None) -> PairSet:
     """Read View 1 (DevTest to report, DevTrain to calibrate) or View 2 (10 folds)."""
     if protocol == "lfw-view1":
         test = read_lfw_pairs(find_lfw_file(images_root, "pairsDevTest.txt", lfw_dir), images_root)[0]
         calib = read_lfw_pairs(find_lfw_file(images_root, "pairsDevTrain.txt", lfw_dir), images_root)[0]
+        test, calib = drop_missing_images(test, images_root), drop_missing_images(calib, images_root)
         pairs = pd.concat([test.assign(role="test", fold=0), calib.assign(role="calibration", fold=-1)],
                           ignore_index=True)
         return PairSet(pairs, "calibration-pairs", "LFW View 1: pairsDevTest.txt, threshold from pairsDevTrain.txt")
     if protocol == "lfw-view2":
         folds = read_lfw_pairs(find_lfw_file(images_root, "pairs.txt", lfw_dir), images_root)
         pairs = pd.concat([f.assign(role="test", fold=i) for i, f in enumerate(folds)], ignore_index=True)
+        pairs = drop_missing_images(pairs, images_root)
         return PairSet(pairs, "kfold", f"LFW View 2: pairs.txt, {len(folds)} folds, threshold chosen on the others")
     raise ValueError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
 

@@ -128,6 +128,7 @@ class Trainer:
         if self.main:
             self.resolved = save_resolved_config(run_dir, config, data_args, {
                 "derived": vars(self.derived), "world_size": self.world_size, "device": str(device),
+                "amp_effective": {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype],
                 "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch})
             self.tracker = Tracker(run_dir, mlflow_uri, self.progress.mlflow_run_id, run_dir.name)
             self.progress.mlflow_run_id = self.tracker.run_id
@@ -313,9 +314,9 @@ class Trainer:
         progress.history.append({**row, "thresholds": thresholds_from(metrics, self.config.target_far)})
         self.tracker.log_metrics({f"val/{k}": v for k, v in row.items() if k not in ("epoch", "step")},
                                  progress.step)
-        logger.info("validation epoch %d: head EER %.4f AUC %.4f | cosine EER %.4f AUC %.4f | "
+        logger.info("validation at step %d (%d epochs done): head EER %.4f AUC %.4f | cosine EER %.4f AUC %.4f | "
                     "twin-negative reject rate (head) %s | best head EER %.4f",
-                    row["epoch"], row["head_eer"], row["head_roc_auc"], row["cosine_eer"], row["cosine_roc_auc"],
+                    row["step"], row["epoch"], row["head_eer"], row["head_roc_auc"], row["cosine_eer"], row["cosine_roc_auc"],
                     f"{row['head_twin_reject_rate']:.3f}" if row["head_twin_reject_rate"] == row["head_twin_reject_rate"]
                     else "n/a", progress.best_eer)
         patience = self.config.patience
