@@ -6,7 +6,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from dcal.model import DCALConfig, DCALModel, attention_rollout, load_checkpoint, save_checkpoint
+from dcal.model import (DCALConfig, DCALModel, attention_rollout, class_token_rollout, load_checkpoint,
+                        save_checkpoint)
 from dcal.model.checkpoint import resolve_checkpoint_dir
 from dcal.model.rollout import select_local_tokens
 
@@ -103,6 +104,14 @@ def test_rollout_matches_hand_computation():
     result = attention_rollout([h1[None], h2[None]])
     torch.testing.assert_close(result[0], expected)
     torch.testing.assert_close(result[0].sum(-1), torch.ones(3))
+
+
+def test_class_token_rollout_equals_row_zero():
+    torch.manual_seed(4)
+    attentions = [torch.rand(2, 3, 17, 17).softmax(-1) for _ in range(5)]
+    full = attention_rollout(attentions)
+    row = class_token_rollout(attentions)
+    torch.testing.assert_close(row[:, 0], full[:, 0])
 
 
 def test_top_r_picks_highest_and_keeps_class_token():

@@ -28,7 +28,7 @@ from torch import nn
 from .attention import cross_attention_block, self_attention_block
 from .backbone import create_backbone
 from .heads import BNNeck, VerificationHead
-from .rollout import attention_rollout, select_local_tokens
+from .rollout import class_token_rollout, select_local_tokens
 
 
 @dataclass
@@ -140,7 +140,7 @@ class DCALModel(nn.Module):
     def forward_glca(self, hidden: list[torch.Tensor], attentions: list[torch.Tensor]):
         """Run the GLCA blocks; returns the local tokens (B, L, C) and their indices (B, L)."""
         with torch.no_grad():
-            rollout = attention_rollout(attentions)  # (B, N, N)
+            rollout = class_token_rollout(attentions)  # (B, 1, N): row 0 is all GLCA needs
             index = select_local_tokens(rollout, self.config.local_ratio, self.backbone.num_prefix_tokens)
         depth = len(self.backbone.blocks)
         start = depth - len(self.glca)

@@ -35,6 +35,28 @@ def attention_rollout(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
     return rollout
 
 
+def class_token_rollout(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Return row 0 of :func:`attention_rollout` without forming the full product.
+
+    Row 0 of S'_L ... S'_1 is e_0 S'_L ... S'_1, so a row vector multiplied
+    through the blocks from the last to the first gives it in L * N^2 work
+    instead of L * N^3 (at 448 px, 785 tokens, that is the difference between
+    about 0.1 and 11.6 GFLOPs per image for ViT-B).
+
+    Returns:
+        float32 tensor (B, 1, N); it sums to 1 over N.
+    """
+    if not attentions:
+        raise ValueError("class_token_rollout needs at least one attention map")
+    B, H, N, _ = attentions[0].shape
+    row = torch.zeros(B, 1, N, device=attentions[0].device, dtype=torch.float32)
+    row[:, 0, 0] = 1.0
+    for probs in reversed(attentions):
+        mean = probs.float().mean(dim=1)  # (B, N, N)
+        row = 0.5 * (row @ mean) + 0.5 * row  # row @ (0.5 S + 0.5 I)
+    return row
+
+
 def num_local_tokens(num_patches: int, ratio: float) -> int:
     """Return how many patch tokens a ratio R selects: ceil(R * patches), at least 1."""
     if not 0.0 < ratio <= 1.0:
@@ -46,7 +68,8 @@ def select_local_tokens(rollout: torch.Tensor, ratio: float, num_prefix_tokens: 
     """Pick the class token plus the top-R patch tokens by the class token's rollout row.
 
     Args:
-        rollout: (B, N, N) from :func:`attention_rollout`.
+        rollout: (B, N, N) from :func:`attention_rollout`, or its row 0 alone
+            (B, 1, N) from :func:`class_token_rollout`.
         ratio: share of patch tokens to keep, in (0, 1].
         num_prefix_tokens: class (and register) tokens at the front; index 0
             (the class token) is always kept first.
