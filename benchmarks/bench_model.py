@@ -51,7 +51,7 @@ from common import (
     summarize,
     write_json,
 )
-from dcal.model import DCALConfig, DCALModel, attention_rollout
+from dcal.model import DCALConfig, DCALModel, class_token_rollout
 from dcal.training.build import build_optimizer
 from dcal.training.objective import DCALObjective
 
@@ -167,7 +167,7 @@ def flop_report(model: DCALModel, img_size: int) -> dict:
         plain = count_flops(lambda: model.backbone.forward_features(image))
     sa = count_flops(lambda: model.forward_sa(image))
     _, _, attentions = model.forward_sa(image)
-    rollout = count_flops(lambda: attention_rollout(attentions))
+    rollout = count_flops(lambda: class_token_rollout(attentions))
     embed = count_flops(lambda: model.embed(image))
     return {
         "plain_backbone": plain,
@@ -192,7 +192,7 @@ def inference_report(model: DCALModel, img_size: int, batch: int, warmup: int, r
             "plain": lambda: model.backbone.forward_features(images),
             "sa": lambda: model.forward_sa(images),
             # Rollout alone, on attention maps kept from one SA pass.
-            "rollout": lambda: attention_rollout(attentions),
+            "rollout": lambda: class_token_rollout(attentions),
             "embed": lambda: model.embed(images),
         }
         timings = interleaved_timings(candidates, warmup, repeats)
