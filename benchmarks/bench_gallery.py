@@ -217,7 +217,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.faiss_threads)
     embedder = Embedder(args.checkpoint, device="cpu", batch_size=args.batch_size)
     data = Path(args.data)
-    n_enrol, n_real, sizes = (200, 1000, [1_000, 10_000, 100_000]) if args.quick else \
+    n_enrol, n_real, sizes = (200, 1000, [1_000, 10_000, 50_000]) if args.quick else \
         (1000, 4000, [1_000, 10_000, 100_000, 1_000_000])
     machine = describe_machine(["torch", "timm", "faiss-cpu", "numpy"], threads=args.threads,
                                faiss_threads=args.faiss_threads,
