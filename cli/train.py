@@ -28,16 +28,22 @@ def _overrides(options: dict) -> dict:
     values = {k: options[k] for k in CONFIG_OPTIONS if options.get(k) is not None}
     if "lr" in values:
         values["base_lr"] = values.pop("lr")
-    if options.get("batch_size") is not None:
-        per_identity = values.get("images_per_identity") or options.get("images_per_identity_default") or 4
-        if options["batch_size"] % per_identity:
-            raise click.BadParameter(f"{options['batch_size']} is not a multiple of the images per identity "
-                                     f"({per_identity})", param_hint="--batch-size")
-        values["identities_per_batch"] = options["batch_size"] // per_identity
     return values
 
 
-def _check_data(data_args, verbose_json: bool = False) -> None:
+def _apply_batch_size(config, batch_size: int | None):
+    """Turn --batch-size into P identities of the resolved K images each."""
+    if batch_size is None:
+        return config
+    K = config.images_per_identity
+    if batch_size % K or batch_size // K < 2:
+        raise click.BadParameter(f"{batch_size} must be a multiple of the images per identity ({K}) and hold at "
+                                 "least 2 identities", param_hint="--batch-size")
+    config.identities_per_batch = batch_size // K
+    return config
+
+
+def _check_data(data_args) -> None:
     """Validate the data before anything is built; exits 2 when it is unusable."""
     from dcal.training.build import load_run_manifest
 
@@ -143,7 +149,8 @@ def main(**options):
                          str(options["people"]) if options["people"] else None,
                          str(options["splits"]) if options["splits"] else None)
     try:
-        config = resolve_config(options["preset"], options["config_path"], _overrides(options))
+        config = _apply_batch_size(resolve_config(options["preset"], options["config_path"], _overrides(options)),
+                                   options["batch_size"])
         device = resolve_device(options["device"])
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

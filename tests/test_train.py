@@ -154,3 +154,11 @@ def test_yaml_unknown_key_rejected(tmp_path):
     path.write_text("epoch: 7\n")
     with pytest.raises(ValueError, match="unknown training options"):
         resolve_config("tiny", path)
+
+
+def test_batch_size_uses_preset_images_per_identity(tmp_path):
+    from cli.train import _apply_batch_size
+
+    config = _apply_batch_size(resolve_config("cpu-small"), 64)
+    assert config.images_per_identity == 4
+    assert config.identities_per_batch == 16

@@ -7,7 +7,7 @@ learning rate) are computed once in :func:`derive`.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -138,7 +138,6 @@ class Derived:
     batch_per_process: int
     effective_batch: int
     lr: float
-    extra: dict = field(default_factory=dict)
 
 
 def derive(config: TrainConfig, world_size: int) -> Derived:
