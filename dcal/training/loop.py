@@ -241,6 +241,8 @@ class Trainer:
             meter["bad"] += bad
             progress.batch_in_epoch += 1
             if len(labels) < 2:
+                # NOTE: under DDP the other processes do not skip this batch, so their gradient
+                # all-reduce waits until the timeout; it needs a whole batch of unreadable files.
                 logger.warning("batch %d had too few readable images; skipped", progress.batch_in_epoch)
                 tick = time.monotonic()
                 continue
