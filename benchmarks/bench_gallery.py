@@ -8,10 +8,10 @@ interleaved so machine load hits both alike.
 Part 2, match latency: real LFW embeddings from the checkpoint, padded with
 synthetic ones up to 1e3 ... 1e6 vectors (each synthetic vector is a real
 embedding plus Gaussian noise, re-normalised, so it sits in the same region of
-the sphere as faces do). For flat, IVF and HNSW: per-probe p50 and p99
-latency of a warm top-50 search, recall@10 against flat, and for flat the
-bytes scanned per second next to the machine's memory bandwidth (a numpy
-copy of a large array in the same run). Then one probe's time split between
+the sphere as faces do). For flat, IVF and HNSW it reports the per-probe p50
+and p99 latency of a warm top-50 search and recall@10 against flat. For flat
+it also reports the bytes scanned per second next to the machine's memory
+bandwidth, measured by a numpy copy of a large array in the same run. Then one probe's time split between
 embedding it, the FAISS search and the head re-scoring of the shortlist, and
 the disk bytes per enrolled face.
 

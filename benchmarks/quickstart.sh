@@ -5,10 +5,10 @@
 #   bash benchmarks/quickstart.sh [--quick] [OUT]
 #
 # A finished training run already in OUT is reused; the other steps run again.
-# LFW comes from $DCAL_LFW (the folder holding images_deepfunneled/ and the
+# LFW comes from $DCAL_LFW (the folder containing images_deepfunneled/ and the
 # pair files), else $DCAL_TEST_DATA/lfw. --quick trains the tiny preset for a
-# few steps on 40 people and enrolls 30, for a smoke check in a few minutes;
-# the full run trains the cpu-small preset on every peopleDevTrain.txt person.
+# few steps on 40 people and enrolls 30, a smoke check of a few minutes. The
+# full run trains the cpu-small preset on every peopleDevTrain.txt person.
 set -euo pipefail
 
 quick=0

@@ -3,7 +3,7 @@
 Each probe is embedded, FAISS returns the top-k gallery images, the
 verification head re-scores them, and identities are ranked by their best
 image. Results go to stdout, one table (or one JSON line) per probe, in the
-order given; a probe that cannot be read gets an error entry and the others
+order given. A probe that cannot be read gets an error entry, and the others
 are still processed.
 """
 from __future__ import annotations

@@ -156,7 +156,7 @@ def main(**options):
         raise click.ClickException(str(exc)) from exc
     previous = [name for name in ("best", "last", "metrics.csv") if (options["run_dir"] / name).exists()]
     if previous and not options["resume"] and not options["skip_data_check"]:
-        raise click.ClickException(f"{options['run_dir']} already holds a run ({', '.join(previous)}); pass --resume "
+        raise click.ClickException(f"{options['run_dir']} already contains a run ({', '.join(previous)}); pass --resume "
                                    "to continue it, or choose a new --out folder (its best/ may have galleries built "
                                    "from it)")
     if options["resume"] and not (options["run_dir"] / "last").exists() \

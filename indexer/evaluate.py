@@ -1,7 +1,7 @@
 """Identification metrics through a real gallery: rank-1, rank-5, mAP, twins.
 
 Each identity with two or more images gives up to half of them (at least
-one) as probes and enrolls the rest; identities with one image are enrolled
+one) as probes and enrolls the rest. Identities with one image are enrolled
 as distractors. Probes are matched through the same FAISS search and head
 re-scoring that ``dcal-match`` uses, once with re-scoring and once with the
 FAISS cosine alone.

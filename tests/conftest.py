@@ -57,6 +57,15 @@ def make_lfw_subset(lfw_images: Path, dest: Path, identities=SUBSET_IDENTITIES, 
     return dest
 
 
+def link_tree(root: Path, lfw_images: Path, people: dict[str, int]) -> Path:
+    """Build an identity folder tree of symbolic links to the first ``count`` images of each person."""
+    for name, count in people.items():
+        (root / name).mkdir(parents=True)
+        for source in sorted((lfw_images / name).iterdir())[:count]:
+            (root / name / source.name).symlink_to(source)
+    return root
+
+
 @pytest.fixture(scope="session")
 def lfw_subset(lfw_images, tmp_path_factory) -> Path:
     """A folder tree of 21 LFW identities (up to 6 images each), twins and relatives included."""

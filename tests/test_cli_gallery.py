@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from cli import enroll, gallery, match, verify
 from dcal.model import DCALConfig, DCALModel, read_checkpoint_config, save_checkpoint
 from indexer.lock import WriteLock
+from conftest import link_tree
 
 PEOPLE = {"Tia_Mowry": 1, "Tamara_Mowry": 1, "George_W_Bush": 2, "Colin_Powell": 2}
 
@@ -34,14 +35,6 @@ def other_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-
-
-def link_tree(root: Path, lfw_images: Path, people: dict[str, int]) -> Path:
-    for name, count in people.items():
-        (root / name).mkdir(parents=True)
-        for source in sorted((lfw_images / name).iterdir())[:count]:
-            (root / name / source.name).symlink_to(source)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from dcal.inference import Embedder
 from dcal.model import DCALConfig, DCALModel, read_checkpoint_config, save_checkpoint
 from indexer import Gallery
 from indexer.store import DB_FILE
+from conftest import link_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,15 +46,6 @@ def embedder(checkpoint) -> Embedder:
 @pytest.fixture(scope="module")
 def head_is_trained(checkpoint) -> bool:
     return "head" in read_checkpoint_config(checkpoint).get("thresholds", {})
-
-
-def link_tree(root: Path, lfw_images: Path, people: dict[str, int]) -> Path:
-    """Build an identity folder tree of symlinks to the first images of each person."""
-    for name, count in people.items():
-        (root / name).mkdir(parents=True)
-        for source in sorted((lfw_images / name).iterdir())[:count]:
-            (root / name / source.name).symlink_to(source)
-    return root
 
 
 @pytest.fixture(scope="module")

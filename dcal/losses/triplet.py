@@ -12,7 +12,7 @@ def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, marg
         labels: (B,) identity labels.
         margin: required gap between the distances.
 
-    Anchors without a positive or a negative in the batch are left out; a
+    Anchors without a positive or a negative in the batch are left out. A
     batch with no valid anchor returns a zero that keeps the graph.
     """
     emb = embeddings.float()

@@ -22,8 +22,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
     """Return why the Hugging Face hub cannot be reached, or None when it accepts a connection.
 
-    huggingface_hub retries for about a minute before giving up offline; one
-    TCP connection with a short timeout tells the same in seconds.
+    huggingface_hub retries for about a minute before giving up offline, so one
+    TCP connection with a short timeout finds the same in seconds.
     """
     from urllib.parse import urlparse
 

@@ -7,7 +7,7 @@ Categorization and Object Re-Identification", CVPR 2022 (arXiv:2205.02151).
   probabilities feed attention rollout.
 - GLCA: M blocks with their own weights (copies of the last M SA blocks at
   creation). Queries are the class token plus the top-R patch tokens by the
-  class token's rollout row; keys and values are all tokens of the SA stream
+  class token's rollout row. Keys and values are all tokens of the SA stream
   at the same depth.
 - PWCA: training only, weights shared with SA. Queries come from image 1;
   keys and values are image 1's and a partner image's tokens concatenated at

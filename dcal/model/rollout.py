@@ -3,7 +3,7 @@
 Rollout follows Abnar and Zuidema, "Quantifying Attention Flow in
 Transformers" (arXiv:2005.00928): per block, average the attention over heads,
 add the identity for the residual path, S' = 0.5 S + 0.5 I, then multiply the
-blocks in order, R = S'_L ... S'_1. Row 0 of R says how much each token
+blocks in order, R = S'_L ... S'_1. Row 0 of R measures how much each token
 contributed to the final class token.
 """
 from __future__ import annotations

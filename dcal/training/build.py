@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DataArgs:
-    """Where the training data comes from (the command's data options)."""
+    """Training data location and filters (the command's data options)."""
 
     data: str
     twins: str | None = None

@@ -242,7 +242,7 @@ class Trainer:
             progress.batch_in_epoch += 1
             if len(labels) < 2:
                 # NOTE: under DDP the other processes do not skip this batch, so their gradient
-                # all-reduce waits until the timeout; it needs a whole batch of unreadable files.
+                # all-reduce waits until the timeout. Only a batch of unreadable files triggers it.
                 logger.warning("batch %d had too few readable images; skipped", progress.batch_in_epoch)
                 tick = time.monotonic()
                 continue

@@ -1,7 +1,7 @@
 """MLflow tracking that never stops training.
 
 By default runs go to an embedded SQLite store inside the run folder
-(``sqlite:///RUN/mlflow.db``) with artifacts under ``RUN/mlartifacts``; a
+(``sqlite:///RUN/mlflow.db``) with artifacts under ``RUN/mlartifacts``. A
 server is used when ``--mlflow-uri`` or ``MLFLOW_TRACKING_URI`` names one.
 Every call is wrapped: the first failure logs one warning and switches
 tracking off for the rest of the run. MLflow is imported lazily and only rank
